@@ -1,0 +1,76 @@
+"""Draw where the model looked: the video's duration, the fast-view sampling, each round's zoom and the answer.
+
+>>> draw_timeline(state, "timeline.png")  # state: the graph's output (or ``lover1 answer --json``)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def fast_view_times(fast_view: Mapping[str, Any]) -> np.ndarray:
+    """Seconds of the fast-view frames (SPEC 1 frame ids over the video's frames, divided by its fps)."""
+    n, total, fps = int(fast_view["frames"]), int(fast_view["video_frames"]), float(fast_view["video_fps"])
+    ids = np.round(np.linspace(0, max(total - 1, 0), n, dtype=np.float32))
+    return ids / fps
+
+
+def draw_timeline(state: Mapping[str, Any], path: str | Path, *, title: str | None = None) -> Path:
+    """Write a PNG timeline of one LOVE-R1 run and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    duration = float(state.get("duration") or 0.0)
+    rounds = list(state.get("rounds", []))
+    final = state.get("final")
+    rows = 1 + len(rounds) + (1 if final else 0)
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.6 * rows))
+    labels = []
+
+    y = rows - 1
+    fast = state.get("fast_view")
+    if fast:
+        ax.vlines(fast_view_times(fast), y - 0.3, y + 0.3, color="tab:blue", linewidth=0.5)
+        labels.append((y, f"fast view\n{fast['frames']} fr"))
+    else:
+        labels.append((y, "fast view"))
+
+    for record in rounds:
+        y -= 1
+        proposal, interval = record.get("proposal"), record.get("interval")
+        if proposal:
+            ax.barh(y, proposal[1] - proposal[0], left=proposal[0], height=0.5, color="none", edgecolor="grey",
+                    hatch="//", label="proposed" if y == rows - 2 else None)
+        if interval:
+            ax.barh(y, interval[1] - interval[0], left=interval[0], height=0.5, color="tab:orange", alpha=0.8)
+            ax.text(interval[1], y, f" [{interval[0]}, {interval[1]}]", va="center", fontsize=8)
+        else:
+            ax.text(0, y, f" {record.get('outcome', '')}", va="center", fontsize=8, color="dimgrey")
+        labels.append((y, f"round {record['round']}\n{record.get('decision', '')}"))
+
+    if final:
+        y -= 1
+        for start, end in final.get("intervals", []):
+            ax.barh(y, end - start, left=start, height=0.5, color="tab:green", alpha=0.6)
+        labels.append((y, "forced answer" if final.get("forced") else "single pass"))
+
+    ax.set_yticks([pos for pos, _ in labels], [text for _, text in labels], fontsize=8)
+    ax.set_xlim(0, max(duration, 1.0))
+    ax.set_ylim(-0.7, rows - 0.3)
+    ax.set_xlabel("seconds")
+    heading = title or "LOVE-R1"
+    ax.set_title(f"{heading}  ->  answer: {state.get('answer', '')!r}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["draw_timeline", "fast_view_times"]
