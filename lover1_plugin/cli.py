@@ -36,7 +36,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
 
-def _run_with_progress(inputs: dict, context: Any, *, quiet: bool) -> dict:
+def run_with_progress(inputs: dict, context: Any, *, quiet: bool) -> dict:
     """Run the graph, showing a progress bar fed by the graph's custom stream events."""
     from tqdm.auto import tqdm
 
@@ -109,7 +109,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
         inputs["options"] = args.options
     if overrides:
         inputs["overrides"] = overrides
-    state = _run_with_progress(inputs, context, quiet=args.json)
+    state = run_with_progress(inputs, context, quiet=args.json)
     if args.timeline:
         from .timeline import draw_timeline
 
@@ -191,7 +191,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     state = run_demo(model=args.model, max_new_tokens=args.max_new_tokens, timeline=args.timeline)
+    print(f"video: {state['video']}\nquestion: {state['question']}\noptions: {' | '.join(state['options'])}")
+    print(f"model: {state['model']}")
     print(format_trace(state))
+    print(f"expected answer: {state['expected_answer']!r}")
     return 1 if state.get("errors") else 0
 
 
