@@ -20,7 +20,8 @@ Provide only the single option letter (e.g., A, B, C, D, etc.) as the answer.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .config import QUESTION_FORMATS
 from .errors import ConfigError
@@ -61,9 +62,7 @@ _MAX_OPTIONS = 26  # option letters A-Z
 
 def _check_format(question_format: str) -> None:
     if question_format not in QUESTION_FORMATS:
-        raise ConfigError(
-            f"unknown question_format {question_format!r}; choose one of: {', '.join(QUESTION_FORMATS)}"
-        )
+        raise ConfigError(f"unknown question_format {question_format!r}; choose one of: {', '.join(QUESTION_FORMATS)}")
 
 
 def _strip_letter(option: str, letter: str) -> str:

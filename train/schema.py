@@ -20,11 +20,12 @@ GRPO records (stage 3)::
 Every validation error is a :class:`DataError` naming the file, the record index
 (0-based) and the field:
 
->>> parse_grpo_record({"path": "a.mp4", "problem": "Q", "problem_type": "numerical",
-...                    "solution": "42"}, source="rl.jsonl", index=7)
-Traceback (most recent call last):
-...
-train.schema.DataError: rl.jsonl: record 7: field 'solution': must read '<answer>X</answer>', got '42'
+>>> try:
+...     parse_grpo_record({"path": "a.mp4", "problem": "Q", "problem_type": "numerical",
+...                        "solution": "42"}, source="rl.jsonl", index=7)
+... except DataError as err:
+...     print(err)
+rl.jsonl: record 7: field 'solution': must read '<answer>X</answer>', got '42'
 """
 
 from __future__ import annotations
@@ -33,16 +34,18 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from lover1_plugin.errors import Lover1Error
+from lover1_plugin.prompts import ZOOM_INSTRUCTION
 
 Interval = tuple[float, float]
 R = TypeVar("R")
 
-VIDEO_PLACEHOLDER = "<video>"  # LLaVA-style marker in user texts; the views are placed by build_conversation
+DATA_VIDEO_MARKER = "<video>"  # LLaVA-style marker in user texts; the views are placed by build_conversation
 _SOLUTION = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 # Canonical GRPO problem types, and the spellings the data sets in the wild use for them.
@@ -167,7 +170,7 @@ class _Fields:
         return value
 
     def intervals(self, field: str, *, single_pair: bool = False) -> tuple[Interval, ...] | None:
-        """``[[s, e], ...]`` (or one ``[s, e]`` when ``single_pair``) -> sorted-as-given tuples."""
+        """``[[s, e], ...]`` (or one ``[s, e]`` when ``single_pair``) -> float pairs, in the given order."""
         value = self.raw.get(field)
         if value is None:
             return None
@@ -219,7 +222,7 @@ def _question_and_target(fields: _Fields) -> tuple[str, str]:
     question, target = (_message_text(m.get("content")) for m in turns)
     if question is None or target is None:
         raise fields.error("messages", "content must be a string or a list of {'type': 'text', 'text': ...} parts")
-    question = question.replace(VIDEO_PLACEHOLDER, "").strip()
+    question = question.replace(DATA_VIDEO_MARKER, "").strip()
     if not question:
         raise fields.error("messages", "the user turn has no question text")
     if not target.strip():
@@ -238,7 +241,7 @@ def parse_sft_record(
     if len(zoomed) > 3:
         raise fields.error("zoomin_intervals", f"at most 3 zoomed clips are supported, got {len(zoomed)}")
     cot = bool(raw.get("cot_data"))
-    if cot and "Also provide the time span of the interval" in question:
+    if cot and ZOOM_INSTRUCTION in question:
         raise fields.error("messages", "CoT user text already holds the zoom instruction; the builder appends it")
     return SFTRecord(
         source=source,
