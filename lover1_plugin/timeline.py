@@ -13,9 +13,10 @@ import numpy as np
 
 def fast_view_times(fast_view: Mapping[str, Any]) -> np.ndarray:
     """Seconds of the fast-view frames (SPEC 1 frame ids over the video's frames, divided by its fps)."""
+    from .video import linspace_ids
+
     n, total, fps = int(fast_view["frames"]), int(fast_view["video_frames"]), float(fast_view["video_fps"])
-    ids = np.round(np.linspace(0, max(total - 1, 0), n, dtype=np.float32))
-    return ids / fps
+    return np.asarray(linspace_ids(0, max(total - 1, 0), n), dtype=np.float64) / fps
 
 
 def draw_timeline(state: Mapping[str, Any], path: str | Path, *, title: str | None = None) -> Path:
