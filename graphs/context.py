@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lover1_plugin.backends import Backend, load_backend
-from lover1_plugin.config import Preset
 from lover1_plugin.video import ViewRenderer
 
 MODEL_ENV = "LOVER1_MODEL"
@@ -35,12 +34,12 @@ class LoveR1Context:
         renderer: the view cache; one per process is shared when None.
     """
 
-    backend: Backend | None = None
+    backend: Any = None  # a Backend; typed Any so LangGraph can publish the context's JSON schema
     model: str = field(default_factory=lambda: os.environ.get(MODEL_ENV, "tiny"))
     backend_name: str = field(default_factory=lambda: os.environ.get(BACKEND_ENV, "hf"))
     backend_kwargs: dict[str, Any] = field(default_factory=dict)
-    preset: Preset | None = None
-    renderer: ViewRenderer | None = None
+    preset: Any = None  # a Preset
+    renderer: Any = None  # a ViewRenderer
 
     def get_backend(self) -> Backend:
         if self.backend is None:

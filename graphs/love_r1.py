@@ -30,12 +30,12 @@ from langgraph.runtime import Runtime
 
 from lover1_plugin.config import Preset, get_preset
 from lover1_plugin.decisions import Decision, last_boxed, parse_answer, parse_decision
+from lover1_plugin.graphs.context import LoveR1Context
+from lover1_plugin.graphs.state import LoveR1Input, LoveR1Output, LoveR1State
 from lover1_plugin.policy import Zoom, add_interval, next_step
 from lover1_plugin.prompts import ANSWER_PREFIX, build_conversation, format_question, to_single_pass
 from lover1_plugin.video import plan_fast_view, plan_slow_view, plan_whole_video_view
 from lover1_plugin.views import View
-from lover1_plugin.graphs.context import LoveR1Context
-from lover1_plugin.graphs.state import LoveR1Input, LoveR1Output, LoveR1State
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,8 @@ NODES = ("overview", "reason", "zoom", "answer")
 
 
 def _context(runtime: Runtime[LoveR1Context]) -> LoveR1Context:
-    if runtime.context is None:
-        raise ValueError("the LOVE-R1 graph needs a context; pass context=LoveR1Context(...)")
-    return runtime.context
+    """The run's context; a bare ``invoke`` without one gets the defaults (model loaded lazily, once)."""
+    return runtime.context if runtime.context is not None else LoveR1Context()
 
 
 def resolve_preset(state: LoveR1State, ctx: LoveR1Context) -> Preset:
@@ -168,6 +167,8 @@ def zoom(state: LoveR1State, runtime: Runtime[LoveR1Context]) -> dict[str, Any]:
         proposal = state.get("proposal")
         if not proposal or len(proposal) != 2:
             raise ValueError(f"zoom needs a proposed interval [start, end], got {proposal!r}")
+        if rounds[-1].get("proposal") != list(proposal):
+            rounds[-1]["edited_proposal"] = list(proposal)  # changed by a person while interrupted
         decision = Decision(kind="zoom", answer=None, interval=(int(proposal[0]), int(proposal[1])), reason="")
         step = next_step(decision, [tuple(i) for i in state.get("intervals", [])], state["duration"], preset.loop)
         if not isinstance(step, Zoom):
@@ -197,7 +198,9 @@ def answer(state: LoveR1State, runtime: Runtime[LoveR1Context]) -> dict[str, Any
         intervals = state.get("intervals", [])
         duration, views = _views(state, ctx, preset, intervals, whole_video=single or not intervals)
         labels = [tuple(v.plan.label) for v in views[1:]]
-        conversation = build_conversation(duration, build_question_text(state, preset), labels, zoom_instruction=not single)
+        conversation = build_conversation(
+            duration, build_question_text(state, preset), labels, zoom_instruction=not single
+        )
         raw = ctx.get_backend().generate(
             conversation,
             views,
@@ -260,7 +263,9 @@ def build_graph(checkpointer: Any = None, *, interrupt_before_zoom: bool = False
             the proposed interval (``graph.update_state(config, {"proposal": [s, e]})``, then
             ``graph.invoke(None, config, context=...)``). Needs a checkpointer.
     """
-    builder = StateGraph(LoveR1State, context_schema=LoveR1Context, input_schema=LoveR1Input, output_schema=LoveR1Output)
+    builder = StateGraph(
+        LoveR1State, context_schema=LoveR1Context, input_schema=LoveR1Input, output_schema=LoveR1Output
+    )
     builder.add_node("overview", overview)
     builder.add_node("reason", reason)
     builder.add_node("zoom", zoom)

@@ -6,9 +6,9 @@ Views are never stored here; nodes re-plan them from the video path and the inte
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal
 
-from typing_extensions import NotRequired, Required
+from typing_extensions import NotRequired, Required, TypedDict
 
 
 class LoveR1Input(TypedDict, total=False):
@@ -38,6 +38,7 @@ class RoundRecord(TypedDict, total=False):
     box: str | None
     answer: str | None
     proposal: list[int] | None
+    edited_proposal: list[int] | None
     interval: list[int] | None
     outcome: str
 

@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +20,10 @@ def fast_view_times(fast_view: Mapping[str, Any]) -> np.ndarray:
     return np.asarray(linspace_ids(0, max(total - 1, 0), n), dtype=np.float64) / fps
 
 
-def draw_timeline(state: Mapping[str, Any], path: str | Path, *, title: str | None = None) -> Path:
-    """Write a PNG timeline of one LOVE-R1 run and return its path."""
+def draw_timeline(
+    state: Mapping[str, Any], path: str | Path, *, title: str | None = None, legend: bool = True
+) -> Path:
+    """Write a PNG timeline of one LOVE-R1 run and return its path (``legend=False`` leaves out the key)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -43,25 +46,49 @@ def draw_timeline(state: Mapping[str, Any], path: str | Path, *, title: str | No
 
     for record in rounds:
         y -= 1
-        proposal, interval = record.get("proposal"), record.get("interval")
+        proposal = record.get("edited_proposal") or record.get("proposal")
+        interval = record.get("interval")
         if proposal:
-            ax.barh(y, proposal[1] - proposal[0], left=proposal[0], height=0.5, color="none", edgecolor="grey",
-                    hatch="//", label="proposed" if y == rows - 2 else None)
+            ax.barh(
+                y,
+                max(proposal[1] - proposal[0], 0.5),
+                left=proposal[0],
+                height=0.5,
+                color="none",
+                edgecolor="grey",
+                hatch="//",
+                label="proposed by the model",
+            )
         if interval:
-            ax.barh(y, interval[1] - interval[0], left=interval[0], height=0.5, color="tab:orange", alpha=0.8)
-            ax.text(interval[1], y, f" [{interval[0]}, {interval[1]}]", va="center", fontsize=8)
+            ax.barh(
+                y,
+                interval[1] - interval[0],
+                left=interval[0],
+                height=0.5,
+                color="tab:orange",
+                alpha=0.8,
+                label="zoomed (slow view)",
+            )
+            ax.annotate(f"[{interval[0]}, {interval[1]}]", (interval[0], y + 0.3), fontsize=8, va="bottom")
         else:
-            ax.text(0, y, f" {record.get('outcome', '')}", va="center", fontsize=8, color="dimgrey")
+            x = proposal[1] if proposal and proposal[1] < duration * 0.7 else 0
+            ax.annotate(f" {record.get('outcome', '')}", (x, y), fontsize=8, va="center", color="firebrick")
         labels.append((y, f"round {record['round']}\n{record.get('decision', '')}"))
 
     if final:
         y -= 1
         for start, end in final.get("intervals", []):
-            ax.barh(y, end - start, left=start, height=0.5, color="tab:green", alpha=0.6)
+            ax.barh(y, end - start, left=start, height=0.5, color="tab:green", alpha=0.6, label="answer context")
+        ax.annotate(f" {final.get('reason', '')}", (0, y - 0.45), fontsize=7, va="center", color="dimgrey")
         labels.append((y, "forced answer" if final.get("forced") else "single pass"))
 
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))
+    if legend and unique:
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper right", framealpha=0.8)
     ax.set_yticks([pos for pos, _ in labels], [text for _, text in labels], fontsize=8)
-    ax.set_xlim(0, max(duration, 1.0))
+    margin = max(duration, 1.0) * 0.02  # keep the frame at t=0 and labels near the end visible
+    ax.set_xlim(-margin, max(duration, 1.0) + margin)
     ax.set_ylim(-0.7, rows - 0.3)
     ax.set_xlabel("seconds")
     heading = title or "LOVE-R1"
