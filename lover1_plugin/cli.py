@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .config import OVERRIDE_KEYS, PRESETS, get_preset
 from .errors import Lover1Error
@@ -86,7 +87,9 @@ def format_trace(state: dict) -> str:
         lines.append(record["raw"].strip())
     final = state.get("final")
     if final:
-        lines.append(f"--- {'forced answer' if final['forced'] else 'single pass'} ({final['reason']}) on {final['intervals']}")
+        lines.append(
+            f"--- {'forced answer' if final['forced'] else 'single pass'} ({final['reason']}) on {final['intervals']}"
+        )
         lines.append(final["raw"].strip())
     for error in state.get("errors", []):
         lines.append(f"error in {error['node']}: {error['type']}: {error['message']}")
@@ -101,9 +104,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
     get_preset(args.preset, **overrides)  # validate before anything is loaded or decoded
     if not Path(args.video).exists():
         raise Lover1Error(f"video {args.video!r} does not exist")
-    context = LoveR1Context(
-        model=args.model, backend_name=args.backend, backend_kwargs=_backend_kwargs(args)
-    )
+    context = LoveR1Context(model=args.model, backend_name=args.backend, backend_kwargs=_backend_kwargs(args))
     inputs: dict[str, Any] = {"video": args.video, "question": args.question, "preset": args.preset}
     if args.options:
         inputs["options"] = args.options
@@ -173,13 +174,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{report['video']}: {report['duration']:.2f} s, {report['num_frames']} frames at {report['fps']:.3f} fps, "
-          f"{report['size'][0]}x{report['size'][1]}")
+    print(
+        f"{report['video']}: {report['duration']:.2f} s, {report['num_frames']} frames at {report['fps']:.3f} fps, "
+        f"{report['size'][0]}x{report['size'][1]}"
+    )
     for name in ("fast", "zoom"):
         if name in report:
             view = report[name]
-            print(f"{name:5s} {view['label']}: {view['frames']} frames of {view['height']}x{view['width']} "
-                  f"at {view['sample_fps']} fps -> {view['visual_tokens']} visual tokens")
+            print(
+                f"{name:5s} {view['label']}: {view['frames']} frames of {view['height']}x{view['width']} "
+                f"at {view['sample_fps']} fps -> {view['visual_tokens']} visual tokens"
+            )
     print(f"total visual tokens: {report['visual_tokens']}")
     return 0
 
@@ -258,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("demo", help="generate a needle video, build the tiny model, answer one question")
-    p.add_argument("--model", default=None, help="checkpoint to use (default: the toy checkpoint if trained, else tiny)")
+    p.add_argument(
+        "--model", default=None, help="checkpoint to use (default: the toy checkpoint if trained, else tiny)"
+    )
     p.add_argument("--max-new-tokens", type=int, default=256, help="new tokens per turn (random weights ramble)")
     p.add_argument("--timeline", help="draw where the model looked into this PNG")
     p.set_defaults(func=cmd_demo)

@@ -116,7 +116,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         "videomme": Preset("videomme", question_format="videomme"),
         "mlvu": Preset("mlvu", view=ViewConfig(num_fast=384, fast_res=64)),
         "longvideobench": Preset(
-            "longvideobench", view=ViewConfig(num_slow=16), loop=LoopConfig(widen=False), question_format="longvideobench"
+            "longvideobench",
+            view=ViewConfig(num_slow=16),
+            loop=LoopConfig(widen=False),
+            question_format="longvideobench",
         ),
         "lvbench": Preset("lvbench", question_format="lvbench"),
         "mvbench": Preset("mvbench", question_format="mvbench"),

@@ -43,9 +43,7 @@ class GenerationOOMError(BackendError):
     def __init__(self, visual_tokens: int, total_tokens: int, hint: str) -> None:
         self.visual_tokens = visual_tokens
         self.total_tokens = total_tokens
-        super().__init__(
-            f"out of memory with {visual_tokens} visual tokens ({total_tokens} tokens in all); {hint}"
-        )
+        super().__init__(f"out of memory with {visual_tokens} visual tokens ({total_tokens} tokens in all); {hint}")
 
 
 __all__ = [
