@@ -198,3 +198,13 @@ def test_invalid_setting_is_a_one_line_error(short_video, capsys):
     assert cli.main(["plan", short_video, "--num-fast", "0"]) == 1
     line = one_line(capsys.readouterr().err)
     assert line.startswith("lover1: error: ConfigError:") and "num_fast" in line
+
+
+def test_eval_passes_leading_options_through_to_lmms_eval(monkeypatch):
+    import lover1_plugin.evaluation.cli as eval_cli
+    from lover1_plugin.cli import main, tasks_path
+
+    calls = []
+    monkeypatch.setattr(eval_cli, "run_lmms_eval", lambda argv, include_path: calls.append((argv, include_path)) or 3)
+    assert main(["eval", "--model", "love_r1", "--tasks", "love_r1_needle"]) == 3  # lmms-eval's status comes back
+    assert calls == [(["--model", "love_r1", "--tasks", "love_r1_needle"], tasks_path())]
