@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 TINY_MODEL = "tiny"
 TINY_DIR_NAME = "tiny-qwen2_5-vl"
 # Bump when the layout of the built checkpoint changes, so stale caches are rebuilt.
-TINY_FORMAT_VERSION = 1
+TINY_FORMAT_VERSION = 2
 _MARKER = "lover1_tiny.json"
 
 # Qwen2.5-VL's added tokens, in the order of the official tokenizer: appended after the
@@ -69,6 +69,10 @@ EXTRA_TOKENS: tuple[str, ...] = (
 )
 FIRST_SPECIAL_ID = 151643
 VOCAB_SIZE = 152064  # embedding rows of the real Qwen2.5-VL-7B (padded past the tokenizer)
+# Weight init scale. Qwen's 0.02 makes a random 64-wide model emit one token forever
+# whatever it is shown; 0.3 makes every generated token depend on every input token and
+# position, so tests can tell when a pixel, a position or a cached state is wrong.
+INIT_STD = 0.3
 
 # Qwen2.5-VL's chat format, written for this package: an implicit default system
 # prompt, content parts joined with no separator, one vision block per image/video.
@@ -252,6 +256,7 @@ def tiny_config():
         "num_key_value_heads": 2,
         "max_position_embeddings": 128000,
         "rms_norm_eps": 1e-6,
+        "initializer_range": INIT_STD,
         "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
         "bos_token_id": 151643,
         "eos_token_id": 151645,
@@ -269,6 +274,7 @@ def tiny_config():
         "tokens_per_second": 2,  # as in the real 7B config
         "window_size": 112,
         "fullatt_block_indexes": [1],
+        "initializer_range": INIT_STD,
     }
     return Qwen2_5_VLConfig(
         text_config=text_config,
@@ -278,6 +284,7 @@ def tiny_config():
         vision_start_token_id=151652,
         vision_end_token_id=151653,
         tie_word_embeddings=True,
+        initializer_range=INIT_STD,
     )
 
 
