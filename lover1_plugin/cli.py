@@ -297,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.debug:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own bar shows progress; keep the weight-loading bars out of it
     try:
         return args.func(args)
     except (Lover1Error, ValueError, OSError) as exc:
