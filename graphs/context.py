@@ -46,6 +46,13 @@ class LoveR1Context:
             self.backend = _shared_backend(self.backend_name, self.model, tuple(sorted(self.backend_kwargs.items())))
         return self.backend
 
+    def check_model(self) -> None:
+        """Check, without loading it, that ``model`` is a usable checkpoint (when no backend is given)."""
+        if self.backend is None and self.backend_name in ("hf", "vllm"):
+            from lover1_plugin.backends.hf import check_checkpoint
+
+            check_checkpoint(self.model)
+
     def get_renderer(self, font_path: str | None = None) -> ViewRenderer:
         if self.renderer is None:
             self.renderer = _shared_renderer(font_path)

@@ -81,7 +81,7 @@ def _views(
 
 
 def _error(state: LoveR1State, node: str, exc: BaseException) -> dict[str, Any]:
-    logger.warning("LOVE-R1 %s failed on %r: %s: %s", node, state.get("video"), type(exc).__name__, exc)
+    logger.info("LOVE-R1 %s failed on %r: %s: %s", node, state.get("video"), type(exc).__name__, exc)
     logger.debug("%s", "".join(traceback.format_exception(exc)))
     record = {"node": node, "type": type(exc).__name__, "message": str(exc)}
     return {"errors": [*state.get("errors", []), record], "status": "error", "answer": ""}
@@ -95,6 +95,7 @@ def overview(state: LoveR1State, runtime: Runtime[LoveR1Context]) -> dict[str, A
     ctx = _context(runtime)
     try:
         preset = resolve_preset(state, ctx)
+        ctx.check_model()  # a wrong checkpoint fails before any decoding; the model itself loads lazily
         renderer = ctx.get_renderer(preset.view.font_path)
         info = renderer.probe(state["video"])
         plan = plan_fast_view(info, preset.view)

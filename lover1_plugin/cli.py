@@ -44,7 +44,7 @@ def run_with_progress(inputs: dict, context: Any, *, quiet: bool) -> dict:
     from .graphs.love_r1 import graph
 
     final: dict = {}
-    with tqdm(total=None, desc="lover1", unit="step", disable=quiet, file=sys.stderr) as bar:
+    with tqdm(total=None, desc="lover1", unit="step", disable=quiet, file=sys.stderr, leave=False) as bar:
         for mode, chunk in graph.stream(inputs, context=context, stream_mode=["custom", "values"]):
             if mode == "values":
                 final = chunk

@@ -55,6 +55,7 @@ HEVC, VP9, MPEG-4, MJPEG: tests/test_video.py).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import math
 import os
@@ -179,6 +180,14 @@ def view_size(height: int, width: int, budget: int) -> tuple[int, int]:
     return smart_resize(height, width, PATCH, min_pixels=budget, max_pixels=max(budget, int(budget * BUDGET_SLACK)))
 
 
+def _view_size_of(info: VideoInfo, budget: int) -> tuple[int, int]:
+    """:func:`view_size` for a video, with the video's path in any error."""
+    try:
+        return view_size(info.height, info.width, budget)
+    except ViewError as exc:
+        raise ViewError(f"cannot plan a view of {info.path!r}: {exc}") from None
+
+
 def linspace_ids(start: int, end: int, num: int) -> tuple[int, ...]:
     """``torch.linspace(start, end, num).round().long()``: float32, round half to even.
 
@@ -209,7 +218,7 @@ def plan_fast_view(info: VideoInfo, view_cfg: ViewConfig | None = None) -> ViewP
     cfg = view_cfg or ViewConfig()
     duration, last = info.duration, info.num_frames - 1
     num = _num_frames(int(duration * 2), info.num_frames, cfg.num_fast)
-    height, width = view_size(info.height, info.width, cfg.fast_budget(duration))
+    height, width = _view_size_of(info, cfg.fast_budget(duration))
     return ViewPlan(
         source=info.path,
         kind="fast",
@@ -247,7 +256,7 @@ def plan_slow_view(
             f"interval [{start}, {end}] starts after the video ends ({info.duration:.2f} s, {info.num_frames} frames)"
         )
     num = _num_frames(int((end - start) * 2), last - first + 1, limit)
-    height, width = view_size(info.height, info.width, cfg.slow_budget(info.duration))
+    height, width = _view_size_of(info, cfg.slow_budget(info.duration))
     return ViewPlan(
         source=info.path,
         kind="slow",
@@ -389,6 +398,23 @@ class VideoSource:
         self.close()
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (native libraries' own error lines) while the block runs."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class DecordSource(VideoSource):
     """decord ``VideoReader(path, ctx=cpu(0), num_threads=...)``: the reference's reader."""
 
@@ -397,7 +423,8 @@ class DecordSource(VideoSource):
         _precheck(self.path)
         decord = _decord()
         try:
-            self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads)
+            with _quiet_stderr():  # FFmpeg inside decord prints its own "ERROR opening" lines on fd 2
+                self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads)
             self.info = _info_from_reader(self.path, self._reader)
             self._park()
         except VideoDecodeError:

@@ -181,13 +181,7 @@ class HFBackend:
         """
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-        path = resolve_model_path(name_or_path)
-        model_type = read_model_type(path)
-        if model_type != QWEN2_5_VL_MODEL_TYPE:
-            raise CheckpointError(
-                f"{name_or_path!r} is a {model_type!r} model; LOVE-R1 needs a Qwen2.5-VL checkpoint "
-                f"(model_type {QWEN2_5_VL_MODEL_TYPE!r})"
-            )
+        path = check_checkpoint(name_or_path)
         device = torch.device(device) if device is not None else default_device()
         torch_dtype = resolve_dtype(dtype, device)
         attention = attn_implementation or default_attention(device)
@@ -417,6 +411,21 @@ class HFBackend:
 _CHECKSUMS: weakref.WeakKeyDictionary[View, float] = weakref.WeakKeyDictionary()
 
 
+def check_checkpoint(name_or_path: str) -> str:
+    """Resolve ``name_or_path`` (``"tiny"`` included) and check it is a Qwen2.5-VL checkpoint, reading only its config.
+
+    Returns the resolved path. Raises :class:`CheckpointError` otherwise, before any weights load.
+    """
+    path = resolve_model_path(name_or_path)
+    model_type = read_model_type(path)
+    if model_type != QWEN2_5_VL_MODEL_TYPE:
+        raise CheckpointError(
+            f"{name_or_path!r} is a {model_type!r} model; LOVE-R1 needs a Qwen2.5-VL checkpoint "
+            f"(model_type {QWEN2_5_VL_MODEL_TYPE!r})"
+        )
+    return path
+
+
 def read_model_type(path: str) -> str:
     """``model_type`` of a checkpoint's ``config.json``, read as plain JSON (no config class is built).
 
@@ -481,6 +490,7 @@ __all__ = [
     "BackendStats",
     "HFBackend",
     "default_attention",
+    "check_checkpoint",
     "read_model_type",
     "resolve_dtype",
     "view_key",

@@ -48,6 +48,7 @@ from ..graphs.context import LoveR1Context
 from ..graphs.love_r1 import run_love_r1
 from ..video import ViewRenderer
 from . import DOCUMENT_FAILED, MODEL_ID
+from .resume import ResumeLog, document_key
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +245,8 @@ class LoveR1Model(lmms):
         num_fast, fast_res, num_slow, slow_res, max_rounds, max_new_tokens, font_path:
             override the preset's view / loop settings (``lover1_plugin.config``).
         save_trace: return ``{"answer", "trace"}`` JSON (default) instead of the bare answer.
+        resume_log: a JSONL file of finished documents; a restarted run answers those from it
+            (:mod:`lover1_plugin.evaluation.resume`).
         batch_size: must be 1. ``max_batch_size`` is accepted (lmms-eval passes it) and unused.
 
     Raises:
@@ -268,6 +271,7 @@ class LoveR1Model(lmms):
         max_new_tokens: int | None = None,
         font_path: str | None = None,
         save_trace: bool = True,
+        resume_log: str | None = None,
         batch_size: int | str = 1,
         max_batch_size: int | None = None,
         **unknown: Any,
@@ -307,6 +311,8 @@ class LoveR1Model(lmms):
             self.backend = backend
         self.renderer = ViewRenderer(font_path=self.overrides.get("font_path"))
         self._warned: set[str] = set()
+        self.pretrained = pretrained
+        self.resume_log = ResumeLog(resume_log, rank=self._rank) if resume_log else None
 
     def _join_processes(self, device: str | None) -> None:
         """Rank, world size and device of this process, as ``accelerate launch`` / ``torchrun`` set them."""
@@ -374,6 +380,9 @@ class LoveR1Model(lmms):
 
     def _respond(self, args: tuple, preset: Preset) -> str:
         ctx, gen_kwargs, doc_id, task, split = self.request_fields(args)
+        key = document_key(task, split, doc_id, ctx, self.pretrained, preset, self.save_trace)
+        if self.resume_log is not None and (logged := self.resume_log.get(key)) is not None:
+            return logged  # finished before the run was restarted
         start = time.perf_counter()
         try:
             doc = self.task_dict[task][split][doc_id]
@@ -394,6 +403,8 @@ class LoveR1Model(lmms):
             state, save_trace=self.save_trace, preset=preset.name, wall_s=time.perf_counter() - start
         )
         self.cache_hook.add_partial("generate_until", (ctx, gen_kwargs), response)
+        if self.resume_log is not None and not state.get("errors"):
+            self.resume_log.add(key, response)
         return response
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
