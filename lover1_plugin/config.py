@@ -13,9 +13,10 @@ released LOVE-R1 checkpoints). Presets only change what the paper changed per be
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from .errors import ConfigError
 
