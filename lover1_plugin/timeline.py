@@ -20,9 +20,7 @@ def fast_view_times(fast_view: Mapping[str, Any]) -> np.ndarray:
     return np.asarray(linspace_ids(0, max(total - 1, 0), n), dtype=np.float64) / fps
 
 
-def draw_timeline(
-    state: Mapping[str, Any], path: str | Path, *, title: str | None = None, legend: bool = True
-) -> Path:
+def draw_timeline(state: Mapping[str, Any], path: str | Path, *, title: str | None = None, legend: bool = True) -> Path:
     """Write a PNG timeline of one LOVE-R1 run and return its path (``legend=False`` leaves out the key)."""
     import matplotlib
 
