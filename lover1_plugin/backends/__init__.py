@@ -32,7 +32,9 @@ def load_backend(name: str = "hf", model: str = "tiny", **kwargs: Any) -> Backen
 
         return HFBackend.from_pretrained(model, **kwargs)
     if name == "vllm":
-        raise ConfigError("the 'vllm' backend is not available yet; use name='hf'")
+        from .vllm import VLLMBackend
+
+        return VLLMBackend.from_pretrained(model, **kwargs)
     if name == "scripted":
         raise ConfigError("build a ScriptedBackend directly: ScriptedBackend(replies)")
     raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
