@@ -48,6 +48,16 @@ def default_demo_model() -> str:
     return "tiny"
 
 
+def trained_view_overrides(model: str) -> dict[str, Any]:
+    """View settings a checkpoint was trained with, when ``lover1 train toy`` wrote them beside it."""
+    marker = Path(model) / "lover1_toy.json"
+    if not marker.is_file():
+        return {}
+    import json
+
+    return dict(json.loads(marker.read_text()).get("preset_overrides", {}))
+
+
 def run_demo(model: str | None = None, *, max_new_tokens: int = 256, timeline: str | Path | None = None) -> dict:
     """Answer the demo question and return the graph's output state (with the question record)."""
     from .cli import run_with_progress
@@ -60,7 +70,7 @@ def run_demo(model: str | None = None, *, max_new_tokens: int = 256, timeline: s
         "video": record["video"],
         "question": record["question"],
         "options": record["options"],
-        "overrides": {"max_new_tokens": max_new_tokens},
+        "overrides": {**trained_view_overrides(model), "max_new_tokens": max_new_tokens},
     }
     state = run_with_progress(inputs, LoveR1Context(model=model), quiet=False)
     state["expected_answer"] = record["answer"]
