@@ -4,15 +4,16 @@ The fast view of a generated 10-minute 30 fps 720p video: 768 frames, timestamps
 at 1280x720, resized to 112x196. Every path runs in its own subprocess, so peak RSS
 (``ru_maxrss`` of that process) never mixes between paths; import time is not counted.
 
-- ``decode``: decord decoding the 768 planned frames, in the same batches of 16 our
-  renderer asks for, frames dropped at once (the floor);
-- ``ours``: :func:`lover1_plugin.video.render_view` (batched decode in a worker thread,
-  timestamps drawn on a crop, each batch resized on uint8);
+- ``decode``: the renderer's default reader decoding the 768 planned frames, in the same
+  batches of 16 the renderer asks for, frames dropped at once (the floor);
+- ``ours``: :func:`lover1_plugin.video.render_view` with its defaults (batched decode in
+  a worker thread, timestamps drawn on a crop, each batch resized on uint8);
 - ``reference``: written here from SPEC 1's description of the reference code: decord
   ``get_batch`` of all 768 frames at once, per-frame PIL drawing with the font loaded
   for every frame (``ImageFont.truetype`` in the loop), then one torchvision bicubic
   antialiased resize of the whole full-resolution ``(T, 3, H, W)`` uint8 stack;
-- ``decode-pyav`` / ``ours-pyav``: the same with the PyAV reader (``reader="pyav"``).
+- ``decode-decord`` / ``ours-decord`` and ``decode-pyav`` / ``ours-pyav``: the same with
+  the reader forced (by default the reader that is not the renderer's default runs too).
 
 The script also prints the largest pixel difference between ours and the reference.
 The generated video is cached under ``$LOVER1_CACHE/bench`` (about 0.3-1 GB for the
@@ -41,7 +42,8 @@ from bench.common import GIB, available_memory, generated_video, load_average, m
 
 logger = logging.getLogger("bench.fast_view")
 
-PATHS = ("decode", "ours", "reference", "decode-pyav", "ours-pyav")
+READERS = ("decord", "pyav")
+PATHS = ("decode", "ours", "reference", *(f"{kind}-{reader}" for reader in READERS for kind in ("decode", "ours")))
 TARGET_SPEEDUP = 2.5  # ours vs reference
 TARGET_OVERHEAD = 1.3  # ours vs decode alone
 TARGET_PEAK_GIB = 2.0  # ours
@@ -70,6 +72,19 @@ def _plan(video: str):
     return plan_fast_view(probe_video(video), ViewConfig())
 
 
+def default_reader() -> str:
+    """The reader :func:`lover1_plugin.video.render_view` uses when none is given."""
+    from lover1_plugin import video
+
+    return getattr(video, "RENDER_READER", "decord")
+
+
+def default_paths() -> list[str]:
+    """Decode alone, ours and the reference, plus the other reader's decode and render."""
+    other = next(r for r in READERS if r != default_reader())
+    return ["decode", "ours", "reference", f"decode-{other}", f"ours-{other}"]
+
+
 def _decode_only(plan, reader: str) -> None:
     from lover1_plugin.video import open_video
 
@@ -78,10 +93,11 @@ def _decode_only(plan, reader: str) -> None:
             del frames
 
 
-def _ours(plan, reader: str):
+def _ours(plan, reader: str | None = None):
     from lover1_plugin.video import render_view
 
-    return render_view(plan, reader=reader).pixels  # float32 (T, 3, h, w)
+    kwargs = {} if reader is None else {"reader": reader}
+    return render_view(plan, **kwargs).pixels  # float32 (T, 3, h, w)
 
 
 def _reference(plan):
@@ -116,23 +132,20 @@ def _reference(plan):
 
 def run_child(path: str, video: str, out: str | None) -> dict:
     """Run one path in this process; return its wall time and peak RSS."""
+    if path not in PATHS:
+        raise ValueError(f"unknown path {path!r}; choose from {', '.join(PATHS)}")
+    kind, _, reader = path.partition("-")
     plan = _plan(video)
     before = _maxrss_bytes()
     cpu_start = _cpu_seconds()
     start = time.perf_counter()
     pixels = None
-    if path == "decode":
-        _decode_only(plan, "decord")
-    elif path == "decode-pyav":
-        _decode_only(plan, "pyav")
-    elif path == "ours":
-        pixels = _ours(plan, "decord")
-    elif path == "ours-pyav":
-        pixels = _ours(plan, "pyav")
-    elif path == "reference":
-        pixels = _reference(plan)
+    if kind == "decode":
+        _decode_only(plan, reader or default_reader())
+    elif kind == "ours":
+        pixels = _ours(plan, reader or None)
     else:
-        raise ValueError(f"unknown path {path!r}; choose from {', '.join(PATHS)}")
+        pixels = _reference(plan)
     wall = time.perf_counter() - start
     cpu = _cpu_seconds() - cpu_start
     if pixels is not None and out:
@@ -196,7 +209,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fps", type=float, default=30.0, help="frame rate of the generated video")
     parser.add_argument("--size", type=parse_size, default=(720, 1280), help="HEIGHTxWIDTH of the generated video")
     parser.add_argument("--hour", action="store_true", help="a 1-hour 720p video at 1 fps (overrides duration/fps)")
-    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}")
+    parser.add_argument(
+        "--paths",
+        default=None,
+        help=f"comma-separated subset of {','.join(PATHS)} (default: decode, ours, reference "
+        "and the other reader's decode and ours)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="runs per path (the fastest counts)")
     parser.add_argument("--min-free-gib", type=float, default=1.0, help="kill a path when free memory drops below this")
     parser.add_argument(
@@ -222,11 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_child(args.child, args.video, args.out)))
         return 0
     setup_logging()
-    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()] if args.paths else default_paths()
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
         raise SystemExit(f"unknown paths {unknown}; choose from {', '.join(PATHS)}")
     print(machine_line())
+    print(f"renderer's default reader: {default_reader()}")
     video = generated_video("test", duration_s=args.duration, fps=args.fps, size=args.size, directory=args.cache_dir)
     plan = _plan(str(video))
     print(
@@ -256,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
                     results[path] = result
         print()
         print(f"load average at the end: {load_average()}")
-        for ours, ref in (("ours", "reference"), ("ours-pyav", "reference")):
-            if ours in outputs and ref in outputs and outputs[ours].exists() and outputs[ref].exists():
-                print(f"pixels {ours} vs {ref}: {pixel_report(outputs[ours], outputs[ref])}")
+        ref = outputs.get("reference")
+        for ours in (p for p in paths if p.startswith("ours")):
+            if ref is not None and ref.exists() and outputs[ours].exists():
+                print(f"pixels {ours} vs reference: {pixel_report(outputs[ours], ref)}")
     summarize(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -268,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
 def summarize(results: dict[str, dict]) -> None:
     """The final ratio lines (targets: ours >= 2.5x faster, <= 1.3x decode alone, peak < 2 GiB)."""
     ok = {p: r for p, r in results.items() if not r.get("killed")}
-    for ours, decode in (("ours", "decode"), ("ours-pyav", "decode-pyav")):
+    pairs = [("ours", "decode")] + [(f"ours-{r}", f"decode-{r}") for r in READERS]
+    for ours, decode in pairs:
         if ours not in ok:
             continue
         mine = ok[ours]

@@ -141,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"load average at the end: {load_average()}")
     print(f"answers token-identical (every turn of every question and run): {identical}")
+    # paths that ran next to each other saw the same machine: per-run ratios are the steadier figure
+    first_ratios = [ref[0] / ours[0] for ours, ref in zip(ours_runs, ref_runs, strict=True)]
+    mean_ratios = [sum(ref) / sum(ours) for ours, ref in zip(ours_runs, ref_runs, strict=True)]
+    print(
+        f"per-run ratios: first question {', '.join(f'{r:.2f}x' for r in first_ratios)} "
+        f"(median {statistics.median(first_ratios):.2f}x); all questions {', '.join(f'{r:.2f}x' for r in mean_ratios)} "
+        f"(median {statistics.median(mean_ratios):.2f}x)"
+    )
     print(
         ratio_line(
             "wall time per 3-turn question (first on the video)",
