@@ -46,6 +46,10 @@ def __getattr__(name: str) -> Any:
         from . import hf
 
         return getattr(hf, name)
+    if name == "VLLMBackend":  # vLLM is an optional, GPU-only extra
+        from .vllm import VLLMBackend
+
+        return VLLMBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -57,5 +61,6 @@ __all__ = [
     "HFBackend",
     "ScriptedBackend",
     "ScriptedCall",
+    "VLLMBackend",
     "load_backend",
 ]
