@@ -725,7 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args, training_args = parse_grpo_args(argv)
     trainer = build_grpo_trainer(args, training_args)
-    metrics = train_and_save(trainer, resume=args.resume)
+    metrics = train_and_save(trainer, resume=args.resume, stage="grpo")
     logger.info("GRPO done: %s -> %s", metrics, training_args.output_dir)
     return 0
 

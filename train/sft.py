@@ -326,7 +326,7 @@ def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
 
 
-def train_and_save(trainer: Any, *, resume: bool = True) -> dict[str, Any]:
+def train_and_save(trainer: Any, *, resume: bool = True, stage: str = "sft") -> dict[str, Any]:
     """Train (resuming from the last checkpoint when asked and one exists), save model + processor, return metrics."""
     output_dir = trainer.args.output_dir
     checkpoint = last_checkpoint(output_dir) if resume else None
@@ -337,7 +337,7 @@ def train_and_save(trainer: Any, *, resume: bool = True) -> dict[str, Any]:
     trainer.save_state()
     metrics = dict(result.metrics)
     if trainer.is_world_process_zero():
-        Path(output_dir, "lover1_train.json").write_text(json.dumps({"stage": "sft", **metrics}, indent=2) + "\n")
+        Path(output_dir, "lover1_train.json").write_text(json.dumps({"stage": stage, **metrics}, indent=2) + "\n")
     return metrics
 
 
