@@ -111,6 +111,19 @@ def timer() -> Iterator[dict[str, float]]:
 # --------------------------------------------------------------------------- arguments
 
 
+def add_question_flags(parser) -> None:
+    """The generated video, the questions asked about it, and where videos and figures go (prefill, round_time)."""
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of the generated video")
+    parser.add_argument("--fps", type=float, default=2.0, help="frame rate of the generated video")
+    parser.add_argument("--size", type=parse_size, default=(360, 640), help="HEIGHTxWIDTH of the generated video")
+    parser.add_argument("--questions", type=int, default=3, choices=(1, 2, 3), help="questions asked about the video")
+    parser.add_argument(
+        "--cache-dir", default=None, help="where generated videos are kept (default $LOVER1_CACHE/bench)"
+    )
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    add_view_flags(parser)
+
+
 def add_view_flags(parser) -> None:
     """``--fast-res/--slow-res/--num-fast/--num-slow``: smaller views for smoke runs (default: SPEC values)."""
     for name, help_text in (

@@ -24,13 +24,12 @@ import logging
 import statistics
 
 from bench.common import (
-    add_view_flags,
+    add_question_flags,
     fresh_renderer_render,
     generated_video,
     load_average,
     load_tiny_pair,
     machine_line,
-    parse_size,
     question_turns,
     ratio_line,
     run_turns,
@@ -49,17 +48,9 @@ TARGET = 1.8
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=600.0, help="seconds of the generated video")
-    parser.add_argument("--fps", type=float, default=2.0, help="frame rate of the generated video")
-    parser.add_argument("--size", type=parse_size, default=(360, 640), help="HEIGHTxWIDTH of the generated video")
-    parser.add_argument("--questions", type=int, default=3, choices=(1, 2, 3), help="questions asked about the video")
+    add_question_flags(parser)
     parser.add_argument("--max-new-tokens", type=int, default=16, help="tokens decoded per turn (both paths)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per path; the median counts")
-    parser.add_argument(
-        "--cache-dir", default=None, help="where generated videos are kept (default $LOVER1_CACHE/bench)"
-    )
-    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    add_view_flags(parser)
     return parser.parse_args(argv)
 
 
