@@ -8,6 +8,7 @@ the tiny random model (it never boxes, so every run ends in the forced answer).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,6 @@ def demo_question(seed: int = 0) -> dict[str, Any]:
     out_dir = cache_dir("demo", f"needle-{seed}")
     index = out_dir / "needle.json"
     if index.exists():
-        import json
-
         records = json.loads(index.read_text())
     else:
         records = make_needle_dataset(out_dir, num_questions=1, duration_s=DEMO_DURATION_S, fps=DEMO_FPS, seed=seed)
@@ -53,8 +52,6 @@ def trained_view_overrides(model: str) -> dict[str, Any]:
     marker = Path(model) / "lover1_toy.json"
     if not marker.is_file():
         return {}
-    import json
-
     return dict(json.loads(marker.read_text()).get("preset_overrides", {}))
 
 
