@@ -258,11 +258,39 @@ def test_reuse_is_token_identical_over_rounds_and_questions(backend_pair):
     assert stats.generate_calls == plain.stats.generate_calls == 6
     # every prompt token is either prefilled or served from the prefix cache
     assert stats.prefill_tokens + stats.cached_tokens == plain.stats.prefill_tokens
-    prefix_len = reusing._prefix_span(reusing.build_inputs(*rounds("x", SLOWS)[0][:2])["input_ids"])[0]
-    assert stats.cached_tokens == 5 * prefix_len  # built once, reused by the 5 later rounds
+    fast_prefix = prefix_length(reusing, conversation("x"), [FAST])
+    clip_prefix = prefix_length(reusing, conversation("x", SLOWS[:1]), [FAST, SLOWS[0]])
+    # the fast-view prefix serves the 4 later rounds that start with a new clip; the second
+    # question's last round starts with SLOWS[0], whose prefix the first question stored
+    assert stats.cached_tokens == 4 * fast_prefix + clip_prefix
     assert stats.vision_encodes == 4  # the fast view and three clips, each encoded once
-    assert stats.vision_cache_hits == 3  # the second question's clips (its fast view is inside the cached prefix)
+    assert stats.vision_cache_hits == 2  # SLOWS[2] and SLOWS[1] in the second question
     assert plain.stats.vision_encodes == 2 * (1 + 2 + 3)
+
+
+def prefix_length(backend, messages, views):
+    """Tokens of the conversation up to and including the last view's ``<|vision_end|>``."""
+    ids = backend.build_inputs(messages, views)["input_ids"][0]
+    return int((ids == backend.model.config.vision_end_token_id).nonzero().max()) + 1
+
+
+def test_zoom_clips_kept_in_place_come_from_the_prefix_cache(backend_pair):
+    """The loop's third round keeps round 2's clip first: only the new clip and the text are prefilled."""
+    plain, reusing = backend_pair
+    loop_rounds = [
+        (conversation("q"), [FAST], None),
+        (conversation("q", SLOWS[:1]), [FAST, SLOWS[0]], None),
+        (conversation("q", SLOWS[:2]), [FAST, *SLOWS[:2]], PREFIX),
+    ]
+    for messages, views, prefix in loop_rounds:
+        before = reusing.stats.as_dict()
+        text = reusing.generate(messages, views, assistant_prefix=prefix, max_new_tokens=NEW_TOKENS)
+        assert text == plain.generate(messages, views, assistant_prefix=prefix, max_new_tokens=NEW_TOKENS)
+    length = reusing.build_inputs(*loop_rounds[2][:2], assistant_prefix=PREFIX)["input_ids"].shape[1]
+    cached = reusing.stats.cached_tokens - before["cached_tokens"]
+    assert cached == prefix_length(reusing, *loop_rounds[1][:2])  # system, fast view and the first clip
+    assert reusing.stats.prefill_tokens - before["prefill_tokens"] == length - cached
+    assert reusing.stats.vision_encodes == 3  # each view once over the three rounds
 
 
 def test_reused_prefix_is_not_extended_in_place(backend_pair):

@@ -24,10 +24,13 @@ questions on one video:
   to the model as ``mm_encoder_outputs`` instead of pixels; the prompt is then built
   with :func:`lover1_plugin.inputs.build_text_inputs` (equal to ``build_inputs`` but
   without pixels) and only views not seen before go through the video processor;
-- the KV cache of the shared prompt prefix (system prompt, ``Full video [0, D]:`` and
-  the fast view, ending on ``<|vision_end|>``). Each call gets a deep copy (``generate``
-  extends caches in place) plus the full ``input_ids`` and positions; ``generate``
-  only runs the uncached tokens.
+- the KV caches of prompt prefixes ending on a ``<|vision_end|>``: system prompt,
+  ``Full video [0, D]:`` and the fast view, then the same plus each zoom clip that
+  stays in place. A round starts from the longest stored prefix, prefills up to its
+  last view and stores that prefix for the next round (which keeps this round's clips
+  and adds one) and for later questions zooming into the same clips. Each call gets a
+  deep copy (``generate`` extends caches in place) plus the full ``input_ids`` and
+  positions; ``generate`` only runs the uncached tokens.
 
 Greedy outputs are token-identical with and without reuse (tested on the tiny model).
 ``stats`` counts prefill tokens, cached tokens, vision encodes and cache hits.
@@ -124,7 +127,8 @@ class HFBackend:
         processor: its ``Qwen2_5_VLProcessor``.
         reuse: keep vision-tower outputs and the prompt-prefix KV cache between calls.
         vision_cache_size: views whose vision-tower outputs are kept.
-        prefix_cache_size: prompt prefixes (one per video) whose KV caches are kept.
+        prefix_cache_size: prompt prefixes whose KV caches are kept (a 3-round question
+            stores up to three: the fast view, then each zoom clip appended to it).
     """
 
     def __init__(
@@ -134,7 +138,7 @@ class HFBackend:
         *,
         reuse: bool = True,
         vision_cache_size: int = 16,
-        prefix_cache_size: int = 2,
+        prefix_cache_size: int = 4,
     ) -> None:
         self.model = model
         self.processor = processor
@@ -292,13 +296,10 @@ class HFBackend:
         return self.model.generate(**inputs, generation_config=config)
 
     def _generate_reusing(self, inputs, views: Sequence[View], config) -> torch.Tensor:
-        """``generate`` from a copy of the cached prefix KV, with cached vision outputs for the rest."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
+        """``generate`` from a copy of the longest cached prefix KV, with cached vision outputs for the rest."""
         input_ids = inputs["input_ids"]
         length = input_ids.shape[1]
         view_keys = [view_key(view) for view in views]
-        prefix_len, prefix_views = self._prefix_span(input_ids)
         kwargs: dict[str, Any] = {
             "input_ids": input_ids,
             "attention_mask": inputs["attention_mask"],
@@ -306,50 +307,60 @@ class HFBackend:
         }
         if "mm_token_type_ids" in inputs:
             kwargs["mm_token_type_ids"] = inputs["mm_token_type_ids"]
-        first_suffix_view = 0
-        if prefix_len:
-            key = (tuple(input_ids[0, :prefix_len].tolist()), tuple(view_keys[:prefix_views]))
-            cache = self._prefix_cache.get(key)
-            if cache is None:
-                features = self._video_features(views, view_keys, range(prefix_views))
-                cache = self._prefill(inputs, prefix_len, features)
-                self._prefix_cache.put(key, cache)
-            else:
-                self.stats.cached_tokens += prefix_len
-            kwargs[self._cache_kwarg] = copy.deepcopy(cache)
-            first_suffix_view = prefix_views
-        suffix = range(first_suffix_view, len(views))
-        if len(suffix):
-            features = self._video_features(views, view_keys, suffix)
-            kwargs["mm_encoder_outputs"] = {"video": BaseModelOutputWithPooling(pooler_output=tuple(features))}
-        self.stats.prefill_tokens += length - prefix_len
+        boundaries = self._prefix_boundaries(input_ids)
+        cached_len, cached_views = 0, 0
+        if boundaries:
+            token_list = input_ids[0].tolist()
+
+            def prefix_key(tokens: int, videos: int) -> tuple:
+                return (tuple(token_list[:tokens]), tuple(view_keys[:videos]))
+
+            cache = None
+            for tokens, videos in reversed(boundaries):  # the longest stored prefix wins
+                cache = self._prefix_cache.get(prefix_key(tokens, videos))
+                if cache is not None:
+                    cached_len, cached_views = tokens, videos
+                    break
+            self.stats.cached_tokens += cached_len
+            prefix_len, prefix_views = boundaries[-1]
+            if cached_len < prefix_len:
+                features = self._video_features(views, view_keys, range(cached_views, prefix_views))
+                cache = self._prefill(inputs, cache, cached_len, prefix_len, features)
+                self._prefix_cache.put(prefix_key(prefix_len, prefix_views), cache)
+            kwargs[self._cache_kwarg] = copy.deepcopy(cache)  # generate extends the cache it is given
+            cached_len, cached_views = prefix_len, prefix_views
+        if cached_views < len(views):
+            features = self._video_features(views, view_keys, range(cached_views, len(views)))
+            kwargs["mm_encoder_outputs"] = _encoder_outputs(features)
+        self.stats.prefill_tokens += length - cached_len
         return self.model.generate(**kwargs, generation_config=config)
 
-    def _prefix_span(self, input_ids: torch.Tensor) -> tuple[int, int]:
-        """``(tokens, videos)`` of the reusable prefix: up to the first ``<|vision_end|>``; ``(0, 0)`` if none."""
-        ends = (input_ids[0] == self._vision_end_id).nonzero().flatten()
-        if ends.numel() == 0:
-            return 0, 0
-        prefix_len = int(ends[0]) + 1
-        if prefix_len >= input_ids.shape[1]:
-            return 0, 0  # nothing would be left to generate from
-        videos = int((input_ids[0, :prefix_len] == self._vision_start_id).sum())
-        return prefix_len, videos
+    def _prefix_boundaries(self, input_ids: torch.Tensor) -> list[tuple[int, int]]:
+        """``(tokens, videos)`` of every reusable prefix: each one ends on a ``<|vision_end|>``.
 
-    def _prefill(self, inputs, prefix_len: int, features: list[torch.Tensor]):
-        """Run the prefix once and return its KV cache."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
+        Every round is a fresh conversation whose views come first (fast view, then the
+        slow views sorted by start) and whose question text comes last, so the prefix up
+        to a view's end is shared by the later rounds of a question that keep that clip in
+        place, and by other questions on the same video that zoom into the same clips.
+        A prefix must leave at least one token to generate from.
+        """
+        ids = input_ids[0]
+        ends = ((ids == self._vision_end_id).nonzero().flatten() + 1).tolist()
+        return [(end, index + 1) for index, end in enumerate(ends) if end < ids.shape[0]]
 
-        encoded = {"video": BaseModelOutputWithPooling(pooler_output=tuple(features))} if features else None
+    def _prefill(self, inputs, cache, start: int, end: int, features: list[torch.Tensor]):
+        """Run prompt tokens ``start:end`` on a copy of ``cache`` (the KV of tokens ``:start``) and return the result."""
+        kwargs = {self._cache_kwarg: copy.deepcopy(cache)} if cache is not None else {}
         output = self.model(
-            input_ids=inputs["input_ids"][:, :prefix_len],
-            attention_mask=inputs["attention_mask"][:, :prefix_len],
-            position_ids=inputs["position_ids"][..., :prefix_len],
-            mm_encoder_outputs=encoded,
+            input_ids=inputs["input_ids"][:, start:end],
+            attention_mask=inputs["attention_mask"][:, :end],
+            position_ids=inputs["position_ids"][..., start:end],
+            mm_encoder_outputs=_encoder_outputs(features) if features else None,
             use_cache=True,
             logits_to_keep=1,  # the prefix's logits are never used
+            **kwargs,
         )
-        self.stats.prefill_tokens += prefix_len
+        self.stats.prefill_tokens += end - start
         cache = getattr(output, self._cache_kwarg, None)
         if cache is None:
             raise BackendError("the model returned no KV cache for the prompt prefix; run with reuse=False")
@@ -406,6 +417,13 @@ class HFBackend:
             theirs[:, 0, first].tolist() if first >= 0 else None,
             ours[:, 0, first].tolist() if first >= 0 else None,
         )
+
+
+def _encoder_outputs(features: list[torch.Tensor]) -> dict[str, Any]:
+    """Pre-computed vision-tower outputs in the form ``mm_encoder_outputs`` takes."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    return {"video": BaseModelOutputWithPooling(pooler_output=tuple(features))}
 
 
 _CHECKSUMS: weakref.WeakKeyDictionary[View, float] = weakref.WeakKeyDictionary()
