@@ -5,8 +5,12 @@ Planning is pure: :func:`plan_fast_view`, :func:`plan_slow_view` and
 ids, sizes, rates) without decoding anything. :func:`render_view` then decodes only the
 planned frames, each once, in batches of 16 (at most 128 MiB), draws the red timestamps
 at full resolution and resizes each batch bicubically with antialiasing on uint8, as
-qwen-vl-utils does. A worker thread decodes the next batch while the current one is
-stamped and resized, so at most two batches (32 full-resolution frames) are in memory.
+qwen-vl-utils does. When the reader can cut the frames into groups that decode
+independently (PyAV: at keyframes), one thread per CPU decodes, stamps and resizes its
+own group with a single-threaded decoder (on 2 cores a 768-frame 720p fast view took
+about 20% less time than one decoder with frame threads); otherwise a worker thread
+decodes the next batch while the current one is stamped and resized. Either way at most
+two batches' worth of full-resolution frames (32) are in memory.
 :class:`ViewRenderer` keeps one open reader per video and caches rendered views per plan.
 
 Worked example (SPEC 1: a 40 s 720x1280 video at 30 fps, ``factor = 2``):
@@ -56,6 +60,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -64,6 +69,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -383,6 +389,12 @@ class VideoSource:
         """Yield ``(ids, frames)`` for sorted, unique ``frame_ids``, ``batch_frames`` at a time."""
         raise NotImplementedError
 
+    def independent_groups(self, frame_ids: Sequence[int], parts: int) -> list[list[int]]:
+        """Sorted ``frame_ids`` cut into at most ``parts`` groups that can be decoded at the
+        same time, each in its own thread with :meth:`iter_batches`, without decoding any
+        frame twice. A reader that cannot do that returns one group."""
+        return [list(frame_ids)]
+
     def close(self) -> None:
         """Release the decoder."""
 
@@ -425,6 +437,7 @@ class DecordSource(VideoSource):
         try:
             with _quiet_stderr():  # FFmpeg inside decord prints its own "ERROR opening" lines on fd 2
                 self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads)
+            self._lock = threading.Lock()  # one VideoReader must not decode in two threads
             self.info = _info_from_reader(self.path, self._reader)
             self._park()
         except VideoDecodeError:
@@ -450,8 +463,9 @@ class DecordSource(VideoSource):
         if self._reader is None:
             raise ValueError(f"the reader of {self.path!r} is closed")
         try:
-            frames = self._reader.get_batch(frame_ids).asnumpy()
-            self._park()
+            with self._lock:
+                frames = self._reader.get_batch(frame_ids).asnumpy()
+                self._park()
             return frames
         except (RuntimeError, AssertionError, IndexError, ValueError, decord.DECORDError) as exc:
             logger.debug("decord get_batch failed on %s: %s", self.path, exc)
@@ -503,6 +517,7 @@ class PyAVSource(VideoSource):
     def __init__(self, path: str | os.PathLike, *, num_threads: int = 0) -> None:
         self._decord = DecordSource(path, num_threads=num_threads)
         self.path, self.info = self._decord.path, self._decord.info
+        self._threads = num_threads or available_cpus()
         self._pts: list[int] = []
         self._keys: list[int] = []
         self._index_by_pts: dict[int, int] = {}
@@ -536,7 +551,7 @@ class PyAVSource(VideoSource):
         self._pts = pts
         self._index_by_pts = {p: k for k, p in enumerate(pts)}
         self._keys = sorted(self._index_by_pts[p] for p, key in packets if key) or [0]
-        first = next(self._decode_sorted([0]), None)
+        first = next(self._decode_sorted([0], 1), None)
         if first is None or not np.array_equal(first[1], self._decord.get_frames([0])[0]):
             logger.warning("PyAV and decord decode %s to different pixels; reading it with decord", self.path)
             self._pts = []
@@ -548,7 +563,33 @@ class PyAVSource(VideoSource):
         """Keyframes in ``(index, target]``."""
         return bisect.bisect_right(self._keys, target) - bisect.bisect_right(self._keys, index)
 
-    def _decode_sorted(self, ids: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def independent_groups(self, frame_ids: Sequence[int], parts: int) -> list[list[int]]:
+        """Cut at keyframes into groups of about equal decoding work (frames from the group's
+        first keyframe to its last id); a group starts only at a keyframe after the previous
+        group's last id, so no frame is decoded by two groups.
+
+        >>> source = object.__new__(PyAVSource)
+        >>> source._pts, source._keys = [0], [0, 100, 200, 300]
+        >>> source.independent_groups([10, 60, 110, 160, 210, 260, 310, 360], 2)
+        [[10, 60, 110, 160], [210, 260, 310, 360]]
+        >>> source.independent_groups([10, 60, 90], 2)  # one group of pictures: nothing to cut
+        [[10, 60, 90]]
+        """
+        ids = [int(i) for i in frame_ids]
+        if not self._pts or parts < 2 or len(ids) < 2:
+            return [ids]
+        first_key = self._keyframe_before(ids[0])
+        span = ids[-1] - first_key + 1
+        groups = [[ids[0]]]
+        for previous, frame_id in itertools.pairwise(ids):
+            starts_fresh = self._keyframe_before(frame_id) > previous
+            if starts_fresh and len(groups) < parts and frame_id >= first_key + span * len(groups) / parts:
+                groups.append([frame_id])
+            else:
+                groups[-1].append(frame_id)
+        return groups
+
+    def _decode_sorted(self, ids: list[int], threads: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(id, frame)`` for the wanted ids PyAV finds, in increasing order."""
         import av
 
@@ -560,7 +601,8 @@ class PyAVSource(VideoSource):
         try:
             with av.open(self.path) as container:
                 stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
+                stream.thread_type = "AUTO"  # frame threads where the codec has them
+                stream.codec_context.thread_count = threads
                 while target is not None:
                     keyframe = self._keyframe_before(target)
                     if keyframe > position and keyframe != sought:  # nothing wanted before it: skip ahead
@@ -585,7 +627,11 @@ class PyAVSource(VideoSource):
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             logger.warning("PyAV failed on %s (%s); reading the rest with decord", self.path, exc)
 
-    def iter_batches(self, frame_ids: Sequence[int], batch_frames: int) -> Iterator[tuple[list[int], np.ndarray]]:
+    def iter_batches(
+        self, frame_ids: Sequence[int], batch_frames: int, *, threads: int | None = None
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """As :meth:`VideoSource.iter_batches`; ``threads`` decoder threads (default: the
+        ``num_threads`` given at open, else every available CPU)."""
         ids = [int(i) for i in frame_ids]
         self._check_ids(ids)
         size = max(1, batch_frames)
@@ -593,7 +639,7 @@ class PyAVSource(VideoSource):
         got: list[np.ndarray] = []
         missing: list[int] = []
         expected = iter(ids)
-        for index, frame in self._decode_sorted(ids):
+        for index, frame in self._decode_sorted(ids, threads or self._threads):
             for frame_id in expected:  # ids PyAV skipped over are fetched from decord below
                 if frame_id == index:
                     break
@@ -722,29 +768,56 @@ def render_view(
 
 
 def _render(plan: ViewPlan, source: VideoSource, font: str, batch: int) -> View:
+    """Decode, stamp and resize the frames of ``plan`` (module docstring: how, in parallel)."""
     started = time.perf_counter()
     unique = sorted(set(plan.frame_ids))
     if not unique:
         raise ViewError(f"plan for {plan.source!r} has no frames")
     resized = torch.empty((len(unique), 3, plan.height, plan.width), dtype=torch.uint8)
     row = {frame_id: k for k, frame_id in enumerate(unique)}
-    for ids, frames in prefetch(source.iter_batches(unique, batch)):  # decode the next batch meanwhile
+
+    def finish(ids: list[int], frames: np.ndarray) -> None:
         draw_timestamps(frames, ids, plan.video_fps, font, inplace=True)
         # (t, H, W, 3) -> (t, 3, H, W) as a view, the same memory layout the reference resized
         pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)
         small = TF.resize(pixels, [plan.height, plan.width], interpolation=InterpolationMode.BICUBIC, antialias=True)
         resized[torch.tensor([row[i] for i in ids])] = small
-        del frames, pixels, small
+
+    workers = available_cpus()
+    groups = source.independent_groups(unique, workers)
+    if len(groups) == 1:  # one decoder (its own frame threads), the next batch decoded meanwhile
+        for ids, frames in prefetch(source.iter_batches(unique, batch)):
+            finish(ids, frames)
+            del frames
+    else:  # one single-threaded decoder per group; together they hold as many frames as two batches
+        group_batch = max(1, 2 * batch // len(groups))
+
+        def run(group: list[int]) -> None:
+            for ids, frames in source.iter_batches(group, group_batch, threads=1):
+                finish(ids, frames)
+                del frames
+
+        with ThreadPoolExecutor(len(groups), thread_name_prefix="lover1-render") as pool:
+            for future in [pool.submit(run, group) for group in groups]:
+                future.result()
     if len(unique) != len(plan.frame_ids):
         resized = resized[torch.tensor([row[i] for i in plan.frame_ids])]
     logger.debug(
-        "rendered %s view of %s: %d frames in %.2f s",
+        "rendered %s view of %s: %d frames in %.2f s (%d decoder group(s))",
         plan.kind,
         plan.source,
         plan.num_frames,
         time.perf_counter() - started,
+        len(groups),
     )
     return View(plan, resized.float())
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 class ViewRenderer:

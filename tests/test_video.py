@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import time
@@ -17,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from lover1_plugin import video as video_module
 from lover1_plugin.config import ViewConfig, get_preset
 from lover1_plugin.errors import ConfigError, VideoDecodeError, ViewError
 from lover1_plugin.synthetic import make_test_video, read_frame_index
@@ -24,6 +26,7 @@ from lover1_plugin.timestamps import default_font_path, draw_timestamps, load_fo
 from lover1_plugin.video import (
     BATCH_BYTES,
     VideoInfo,
+    VideoSource,
     ViewRenderer,
     frames_per_batch,
     linspace_ids,
@@ -336,7 +339,7 @@ def test_rendered_frames_are_the_planned_frames(videos):
     assert [read_frame_index(f) for f in frames] == list(plan.frame_ids)
 
 
-class CountingSource:
+class CountingSource(VideoSource):
     """Wraps a source and records every batch of ids it is asked to decode."""
 
     def __init__(self, source):
@@ -408,6 +411,49 @@ def test_pyav_reader_seeks_over_groups_without_wanted_frames(videos):
     wanted = [5, 200, 201, 299]
     with open_video(path, reader="pyav") as source:
         assert [read_frame_index(f) for f in source.get_frames(wanted)] == wanted
+
+
+def test_pyav_groups_cover_every_frame_once_without_shared_decoding(videos):
+    with open_video(videos["bframes"], reader="pyav") as source:  # keyframe every 30 frames
+        ids = sorted(set(plan_fast_view(source.info, DEFAULT).frame_ids))
+        for parts in (1, 2, 3, 8):
+            groups = source.independent_groups(ids, parts)
+            assert [i for group in groups for i in group] == ids
+            assert 1 <= len(groups) <= parts and (len(groups) > 1) == (parts > 1)
+            for before, after in itertools.pairwise(groups):  # the next group's decoding starts past this one
+                assert source._keyframe_before(after[0]) > before[-1]
+    with open_video(videos["bframes"], reader="decord") as source:  # one decord reader: one group
+        assert source.independent_groups(ids, 4) == [ids]
+
+
+@pytest.mark.parametrize("cpus", [2, 5])
+def test_parallel_decoder_groups_render_the_pixels_of_one_decoder(videos, monkeypatch, cpus):
+    path = videos["bframes"]
+    video = probe_video(path)
+    plans = [plan_fast_view(video, DEFAULT), plan_slow_view(video, 1, 9, DEFAULT)]
+    monkeypatch.setattr(video_module, "available_cpus", lambda: 1)
+    one = [render_view(plan) for plan in plans]
+    monkeypatch.setattr(video_module, "available_cpus", lambda: cpus)
+    with open_video(path, reader="pyav") as source:
+        assert len(source.independent_groups(sorted(set(plans[0].frame_ids)), cpus)) == cpus
+        for plan, expected in zip(plans, one, strict=True):
+            assert torch.equal(render_view(plan, source=source, batch_frames=3).pixels, expected.pixels)
+
+
+def test_a_failing_decoder_group_fails_the_render(videos, monkeypatch):
+    path = videos["bframes"]
+    plan = plan_fast_view(probe_video(path), DEFAULT)
+    original = video_module.PyAVSource.iter_batches
+
+    def fail_late_frames(self, frame_ids, batch_frames, **kwargs):
+        if frame_ids[0] > 150:
+            raise VideoDecodeError(path, "frames 150..299 cannot be decoded: corrupt or truncated data")
+        yield from original(self, frame_ids, batch_frames, **kwargs)
+
+    monkeypatch.setattr(video_module, "available_cpus", lambda: 2)
+    monkeypatch.setattr(video_module.PyAVSource, "iter_batches", fail_late_frames)
+    with pytest.raises(VideoDecodeError, match="cannot be decoded"):
+        render_view(plan)
 
 
 def test_pyav_reader_falls_back_to_decord_for_frames_it_cannot_place(videos):
