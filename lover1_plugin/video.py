@@ -47,13 +47,13 @@ Edge cases, decided here (the SPEC formulas would fail on them):
 Readers: ``reader="decord"`` (the reference's reader; :func:`open_video` and
 :func:`probe_video` use it) or ``reader="pyav"`` (the default of :func:`render_view` and
 :class:`ViewRenderer`, because it is faster and falls back to decord per video),
-which decodes the stream once in order with frame threading, keeps the planned frames
-and seeks over groups of pictures holding none (on a 10-minute 720p fast view it spent
-about a quarter less CPU than decord). It numbers frames as decord does, converts
-colours with decord's matrix and range, checks the first frame against decord's at
-open, and hands any video or frame it cannot match to decord; its pixels equal
-decord's on every tested stream (H.264 8/10-bit, 4:4:4, BT.709/BT.2020/full-range tags,
-HEVC, VP9, MPEG-4, MJPEG: tests/test_video.py).
+which decodes the stream once in order, keeps the planned frames and seeks over groups
+of pictures holding none (a 10-minute 720p fast view renders in 0.7x the time decord
+takes to decode its frames alone: ``python -m bench.fast_view``). It numbers frames as
+decord does, converts colours with decord's matrix and range, checks the first frame
+against decord's at open, and hands any video or frame it cannot match to decord; its
+pixels equal decord's on every tested stream (H.264 8/10-bit, 4:4:4, BT.709/BT.2020/
+full-range tags, HEVC, VP9, MPEG-4, MJPEG: tests/test_video.py).
 """
 
 from __future__ import annotations
@@ -504,7 +504,8 @@ def _to_rgb_like_decord(frame: Any) -> np.ndarray:
 
 
 class PyAVSource(VideoSource):
-    """Decodes the stream once, in order (frame threads), keeping the requested frames.
+    """Decodes the stream once, in order, keeping the requested frames; several threads
+    can each decode one of :meth:`independent_groups` with their own container.
 
     Frame count and rate come from decord (the reference); frames are numbered by their
     presentation timestamps, as decord numbers them, and checked against decord's
