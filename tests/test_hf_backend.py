@@ -147,6 +147,22 @@ def test_spec_positions_reach_the_language_model_in_prefill_and_decode(tiny_back
     assert len(recorder.calls) - prompt_chunks <= 3  # 4 new tokens: 3 decode steps after the prompt
 
 
+def test_positions_after_a_cached_prefix_continue_from_it(tiny_backend):
+    backend = HFBackend(tiny_backend.model, tiny_backend.processor, reuse=True)
+    backend.generate(conversation("What is shown?"), [FAST], max_new_tokens=1)  # stores the fast-view prefix
+    messages, views = conversation("What is shown?", SLOWS[:1]), [FAST, SLOWS[0]]
+    cached = prefix_length(backend, conversation("What is shown?"), [FAST])
+    expected = backend.build_inputs(messages, views)["position_ids"][..., cached:]
+    recorder = PositionRecorder(backend.model)
+    try:
+        backend.generate(messages, views, max_new_tokens=4)
+    finally:
+        recorder.close()
+    # the clip (stored as the next prefix), then the question text: SPEC 1b ids from where the cache ends
+    assert assert_positions_reached_the_model(recorder.calls, expected) == 2
+    assert backend.stats.cached_tokens == cached
+
+
 def test_transformers_own_positions_disagree_and_we_warn_once(tiny_backend, caplog):
     backend = HFBackend(tiny_backend.model, tiny_backend.processor, reuse=False)
     with caplog.at_level(logging.WARNING, logger="lover1_plugin.backends.hf"):
@@ -329,3 +345,13 @@ def test_cuda_defaults_bf16(tiny_model_path):
     assert backend.device.type == "cuda" and backend.model.dtype == torch.bfloat16
     assert backend.model.config._attn_implementation in ("flash_attention_2", "sdpa")
     assert isinstance(backend.generate(conversation("q"), [FAST], max_new_tokens=2), str)
+
+
+def test_prefix_cache_size_zero_keeps_vision_reuse_only(backend_pair):
+    plain, _ = backend_pair
+    no_prefix = HFBackend(plain.model, plain.processor, reuse=True, prefix_cache_size=0)
+    questions = [("What is shown?", SLOWS)]
+    assert run_questions(no_prefix, questions) == run_questions(plain, questions)
+    assert no_prefix.stats.cached_tokens == 0 and len(no_prefix._prefix_cache) == 0
+    assert no_prefix.stats.prefill_tokens == plain.stats.prefill_tokens
+    assert no_prefix.stats.vision_encodes == 4 < plain.stats.vision_encodes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from lover1_plugin.train.rewards import (
     Reward,
     accuracy_reward,

@@ -9,6 +9,8 @@ import re
 from collections import Counter
 
 import pytest
+
+from lover1_plugin.errors import ViewError
 from lover1_plugin.train.samples import (
     SFT_VIEW_CONFIG,
     SampleSpec,
@@ -34,8 +36,6 @@ from lover1_plugin.train.schema import (
     parse_grpo_record,
     parse_sft_record,
 )
-
-from lover1_plugin.errors import ViewError
 from lover1_plugin.video import VideoInfo
 
 # SPEC 2 strings, verbatim (the test must not borrow them from the code under test).
