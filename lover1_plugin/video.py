@@ -391,8 +391,8 @@ class VideoSource:
 
     def independent_groups(self, frame_ids: Sequence[int], parts: int) -> list[list[int]]:
         """Sorted ``frame_ids`` cut into at most ``parts`` groups that can be decoded at the
-        same time, each in its own thread with :meth:`iter_batches`, without decoding any
-        frame twice. A reader that cannot do that returns one group."""
+        same time, each in its own thread with ``iter_batches(group, size, threads=1)``,
+        without decoding any frame twice. A reader that cannot do that returns one group."""
         return [list(frame_ids)]
 
     def close(self) -> None:
@@ -777,30 +777,26 @@ def _render(plan: ViewPlan, source: VideoSource, font: str, batch: int) -> View:
     resized = torch.empty((len(unique), 3, plan.height, plan.width), dtype=torch.uint8)
     row = {frame_id: k for k, frame_id in enumerate(unique)}
 
-    def finish(ids: list[int], frames: np.ndarray) -> None:
-        draw_timestamps(frames, ids, plan.video_fps, font, inplace=True)
-        # (t, H, W, 3) -> (t, 3, H, W) as a view, the same memory layout the reference resized
-        pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)
-        small = TF.resize(pixels, [plan.height, plan.width], interpolation=InterpolationMode.BICUBIC, antialias=True)
-        resized[torch.tensor([row[i] for i in ids])] = small
+    def finish(batches: Iterator[tuple[list[int], np.ndarray]]) -> None:
+        for ids, frames in batches:
+            draw_timestamps(frames, ids, plan.video_fps, font, inplace=True)
+            # (t, H, W, 3) -> (t, 3, H, W) as a view, the same memory layout the reference resized
+            pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)
+            small = TF.resize(
+                pixels, [plan.height, plan.width], interpolation=InterpolationMode.BICUBIC, antialias=True
+            )
+            resized[torch.tensor([row[i] for i in ids])] = small
+            del frames, pixels, small  # before the next batch is decoded
 
-    workers = available_cpus()
-    groups = source.independent_groups(unique, workers)
+    groups = source.independent_groups(unique, available_cpus())
     if len(groups) == 1:  # one decoder (its own frame threads), the next batch decoded meanwhile
-        for ids, frames in prefetch(source.iter_batches(unique, batch)):
-            finish(ids, frames)
-            del frames
+        finish(prefetch(source.iter_batches(unique, batch)))
     else:  # one single-threaded decoder per group; together they hold as many frames as two batches
         group_batch = max(1, 2 * batch // len(groups))
-
-        def run(group: list[int]) -> None:
-            for ids, frames in source.iter_batches(group, group_batch, threads=1):
-                finish(ids, frames)
-                del frames
-
         with ThreadPoolExecutor(len(groups), thread_name_prefix="lover1-render") as pool:
-            for future in [pool.submit(run, group) for group in groups]:
-                future.result()
+            jobs = [pool.submit(finish, source.iter_batches(group, group_batch, threads=1)) for group in groups]
+            for job in jobs:
+                job.result()
     if len(unique) != len(plan.frame_ids):
         resized = resized[torch.tensor([row[i] for i in plan.frame_ids])]
     logger.debug(

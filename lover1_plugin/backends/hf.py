@@ -151,7 +151,6 @@ class HFBackend:
         self._prefix_cache = _LRU(prefix_cache_size)
         config = model.config
         self._tokens_per_second = int(config.vision_config.tokens_per_second)
-        self._vision_start_id = int(config.vision_start_token_id)
         self._vision_end_id = int(config.vision_end_token_id)
         forward_parameters = inspect.signature(model.forward).parameters
         # transformers 5.x renames `past_key_values` to `cache` (5.24 accepts both)
@@ -310,33 +309,38 @@ class HFBackend:
         }
         if "mm_token_type_ids" in inputs:
             kwargs["mm_token_type_ids"] = inputs["mm_token_type_ids"]
+        prefix_len, prefix_views = 0, 0
         boundaries = self._prefix_boundaries(input_ids)
-        cached_len, cached_views = 0, 0
         if boundaries:
-            token_list = input_ids[0].tolist()
-
-            def prefix_key(tokens: int, videos: int) -> tuple:
-                return (tuple(token_list[:tokens]), tuple(view_keys[:videos]))
-
-            cache = None
-            for tokens, videos in reversed(boundaries):  # the longest stored prefix wins
-                cache = self._prefix_cache.get(prefix_key(tokens, videos))
-                if cache is not None:
-                    cached_len, cached_views = tokens, videos
-                    break
-            self.stats.cached_tokens += cached_len
             prefix_len, prefix_views = boundaries[-1]
-            if cached_len < prefix_len:
-                features = self._video_features(views, view_keys, range(cached_views, prefix_views))
-                cache = self._prefill(inputs, cache, cached_len, prefix_len, features)
-                self._prefix_cache.put(prefix_key(prefix_len, prefix_views), cache)
+            cache = self._prefix_kv(inputs, views, view_keys, boundaries)
             kwargs[self._cache_kwarg] = copy.deepcopy(cache)  # generate extends the cache it is given
-            cached_len, cached_views = prefix_len, prefix_views
-        if cached_views < len(views):
-            features = self._video_features(views, view_keys, range(cached_views, len(views)))
+        if prefix_views < len(views):
+            features = self._video_features(views, view_keys, range(prefix_views, len(views)))
             kwargs["mm_encoder_outputs"] = _encoder_outputs(features)
-        self.stats.prefill_tokens += length - cached_len
+        self.stats.prefill_tokens += length - prefix_len
         return self.model.generate(**kwargs, generation_config=config)
+
+    def _prefix_kv(self, inputs, views: Sequence[View], view_keys: list, boundaries: list[tuple[int, int]]):
+        """KV cache of the prompt up to its last boundary: the longest stored prefix, extended and stored if shorter."""
+        token_list = inputs["input_ids"][0].tolist()
+
+        def prefix_key(tokens: int, videos: int) -> tuple:
+            return (tuple(token_list[:tokens]), tuple(view_keys[:videos]))
+
+        cache, cached_len, cached_views = None, 0, 0
+        for tokens, videos in reversed(boundaries):  # the longest stored prefix wins
+            cache = self._prefix_cache.get(prefix_key(tokens, videos))
+            if cache is not None:
+                cached_len, cached_views = tokens, videos
+                break
+        self.stats.cached_tokens += cached_len
+        prefix_len, prefix_views = boundaries[-1]
+        if cached_len < prefix_len:
+            features = self._video_features(views, view_keys, range(cached_views, prefix_views))
+            cache = self._prefill(inputs, cache, cached_len, prefix_len, features)
+            self._prefix_cache.put(prefix_key(prefix_len, prefix_views), cache)
+        return cache
 
     def _prefix_boundaries(self, input_ids: torch.Tensor) -> list[tuple[int, int]]:
         """``(tokens, videos)`` of every reusable prefix: each one ends on a ``<|vision_end|>``.
