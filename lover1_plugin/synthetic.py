@@ -14,6 +14,9 @@ Three generators:
 - :func:`make_needle_dataset`: several needle videos plus multiple-choice questions,
   written to ``needle.json``.
 
+:func:`make_audio_only_file` writes a valid media file without a video stream (for the
+"no video stream" error paths).
+
 Everything is deterministic for a seed. A 10-minute 1 fps 360p needle video takes
 about a second to write.
 
@@ -201,6 +204,19 @@ def make_test_video(
     return _write_frames(Path(path), frames(), rate=rate, size=(height, width), gop=gop, bframes=bframes)
 
 
+def make_audio_only_file(path: str | Path) -> Path:
+    """Half a second of silence as AAC: a valid media file without a video stream."""
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for k in range(8):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, k * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
 def _needle_font(size: int) -> ImageFont.FreeTypeFont:
     from .timestamps import default_font_path  # the same DejaVu Sans the timestamps use
 
@@ -322,6 +338,7 @@ def make_needle_dataset(
 __all__ = [
     "NEEDLE_WORDS",
     "NeedleVideo",
+    "make_audio_only_file",
     "make_needle_dataset",
     "make_needle_video",
     "make_test_video",

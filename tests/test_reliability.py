@@ -28,7 +28,6 @@ import threading
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -44,7 +43,7 @@ from lover1_plugin.evaluation.simple import LoveR1Simple
 from lover1_plugin.graphs import context as context_module
 from lover1_plugin.graphs.context import LoveR1Context
 from lover1_plugin.graphs.love_r1 import build_graph
-from lover1_plugin.synthetic import make_test_video
+from lover1_plugin.synthetic import make_audio_only_file, make_test_video
 from lover1_plugin.video import ViewRenderer, open_video, plan_fast_view, render_view
 
 QUESTION = "What moves?"
@@ -68,18 +67,6 @@ def write_truncated_mp4(path: Path, scratch: Path) -> Path:
     return path
 
 
-def write_audio_only(path: Path) -> Path:
-    """Half a second of silence as AAC in an .mp4: a valid file without a video stream."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for k in range(8):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, k * 1024
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
-
-
 def write_zero_frames(path: Path) -> Path:
     path.write_bytes(b"YUV4MPEG2 W64 H64 F10:1 Ip A1:1 C420jpeg\n")  # a valid y4m header, no frame
     return path
@@ -90,7 +77,7 @@ BAD_VIDEOS = {
     "missing": (None, None),  # never written; the cause differs per command (see expected_cause)
     "random-bytes": (lambda p, s: write_random_bytes(p), "not a video file"),
     "truncated-mp4": (write_truncated_mp4, "truncated"),
-    "audio-only": (lambda p, s: write_audio_only(p), "no video stream"),
+    "audio-only": (lambda p, s: make_audio_only_file(p), "no video stream"),
     "zero-frames": (lambda p, s: write_zero_frames(p), "zero frames"),
     "aspect-8x1800": (
         lambda p, s: make_test_video(p, duration_s=0.5, fps=4, size=(8, 1800)),  # 225:1, over Qwen's 200

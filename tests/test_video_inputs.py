@@ -13,7 +13,7 @@ import torch
 
 from lover1_plugin.config import ViewConfig
 from lover1_plugin.errors import VideoDecodeError, ViewError
-from lover1_plugin.synthetic import make_test_video, read_frame_index
+from lover1_plugin.synthetic import make_audio_only_file, make_test_video, read_frame_index
 from lover1_plugin.video import (
     VideoInfo,
     ViewRenderer,
@@ -30,17 +30,6 @@ DEFAULT = ViewConfig()
 
 
 # --------------------------------------------------------------------------- broken files, built here
-
-
-def write_audio_only(path):
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for k in range(8):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, k * 1024
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +107,7 @@ def test_video_decord_cannot_decode_says_so(tmp_path):
 
 
 def test_audio_only_file(tmp_path):
-    error = expect_decode_error(write_audio_only(tmp_path / "speech.m4a"), "no video stream")
+    error = expect_decode_error(make_audio_only_file(tmp_path / "speech.m4a"), "no video stream")
     assert "audio" in error.cause
 
 
